@@ -31,3 +31,15 @@ def london_faces_dir() -> Path:
             "set FER_FAIRNESS_LONDON_FACES to the folder that holds labels.csv and images/"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def ferplus_replica_path(tmp_path_factory) -> Path:
+    """Write the emotion-ferplus-8 replica (random weights, seed 0) to a session folder."""
+    import onnx
+
+    from fer_fairness.convert import build_ferplus_replica
+
+    path = tmp_path_factory.mktemp("ferplus_replica") / "emotion-ferplus-8-replica.onnx"
+    onnx.save(build_ferplus_replica(seed=0), path)
+    return path

@@ -1,0 +1,76 @@
+"""Predict a split with a trained model and compute its fairness metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from fer_fairness.data.pipeline import label_arrays, make_dataset
+from fer_fairness.data.records import FaceRecord
+from fer_fairness.fairness.metrics import FairnessConfig, evaluate_predictions
+from fer_fairness.labels import ATTRIBUTES
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+    """Model outputs for one split, aligned with its records.
+
+    Attributes:
+        probabilities: Softmax of each head's logits, ``(n, classes)`` float32, keyed by head.
+        labels: True labels per head and attribute, ``UNKNOWN`` (-1) where missing.
+        subject_ids: Subject id per image, "" where unknown.
+    """
+
+    probabilities: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    subject_ids: np.ndarray
+
+    def predicted(self, head: str) -> np.ndarray:
+        """Return the arg-max class of ``head`` per image."""
+        return np.argmax(self.probabilities[head], axis=1)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Return the row-wise softmax of ``logits`` ``(n, classes)``, computed stably in float64."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return (exponentials / exponentials.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def predict_records(
+    model: keras.Model,
+    records: Sequence[FaceRecord],
+    *,
+    batch_size: int = 64,
+    image_size: int = 64,
+) -> Predictions:
+    """Run ``model`` once over ``records`` and collect probabilities and true labels."""
+    images = make_dataset(
+        records, heads=(), batch_size=batch_size, image_size=image_size, with_labels=False
+    )
+    outputs = model.predict(images, verbose=0)
+    probabilities = {head: softmax(np.asarray(logits)) for head, logits in outputs.items()}
+    labels = label_arrays(records, ("emotion", *ATTRIBUTES))
+    subject_ids = np.array([record.subject_id for record in records], dtype=object)
+    return Predictions(probabilities, labels, subject_ids)
+
+
+def compute_metrics(predictions: Predictions, *, config: FairnessConfig) -> dict:
+    """Compute the metrics.json payload of one split from its predictions."""
+    attribute_predictions = {
+        head: predictions.predicted(head) for head in ATTRIBUTES if head in predictions.probabilities
+    }
+    subject_ids = predictions.subject_ids
+    has_subjects = bool(np.all(subject_ids != ""))
+    return evaluate_predictions(
+        predictions.labels["emotion"],
+        predictions.predicted("emotion"),
+        probabilities=predictions.probabilities["emotion"],
+        sensitive_features={name: predictions.labels[name] for name in ATTRIBUTES},
+        attribute_predictions=attribute_predictions,
+        subject_ids=subject_ids.astype(str) if has_subjects else None,
+        config=config,
+    )
