@@ -58,6 +58,18 @@ def _parse_names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+# Metrics printed after training and evaluation, in this order.
+HEADLINE_KEYS: tuple[str, ...] = (
+    "overall_accuracy",
+    "balanced_accuracy",
+    "emotion_fairness",
+    "gender_fairness",
+    "age_fairness",
+    "race_fairness",
+    "gender_accuracy",
+    "age_accuracy",
+)
+
 # Training flags and the configuration fields they override.
 TRAIN_OVERRIDES: dict[str, str] = {
     "data": "data.path",
@@ -159,6 +171,10 @@ def _resolve_train_config(args: argparse.Namespace):
     resolved = config_lib.override(base, changes)
     if not resolved.data.path:
         raise CommandError("no data folder given; pass --data DIR or set [data] path in --config")
+    # config.json keeps absolute paths, so evaluate and resume work from any folder.
+    resolved = config_lib.override(
+        resolved, {"data.path": str(Path(resolved.data.path).resolve())}
+    )
     return config_lib.smoke_config(resolved) if args.smoke else resolved
 
 
@@ -170,10 +186,45 @@ def _run_train(args: argparse.Namespace) -> int:
     metrics, zero_shot = result.metrics, result.zero_shot_metrics
     print(f"run folder: {result.run_dir}")
     print(f"{'metric':<22}{'zero-shot':>12}{'trained':>12}")
-    for key in ("overall_accuracy", "emotion_fairness", "gender_fairness", "age_fairness",
-                "gender_accuracy", "age_accuracy"):
+    for key in HEADLINE_KEYS:
         print(f"{key:<22}{_format_value(zero_shot.get(key)):>12}{_format_value(metrics.get(key)):>12}")
     return 0
+
+
+def _add_evaluate_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="recompute metrics.json, the plots and report.html of a run",
+        description="Evaluate a run's model.keras on its own data or on another data folder. "
+        "Other data or splits are written to RUN_DIR/evaluations/<data>-<split>/.",
+    )
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="folder written by train")
+    parser.add_argument("--data", help="data folder to evaluate on (default: the run's data)")
+    parser.add_argument("--data-format", choices=("auto", "rafdb", "manifest"),
+                        help="layout of --data (default: detected from its content)")
+    parser.add_argument("--split", choices=("train", "validation", "test", "all"),
+                        default="test", help="split to evaluate (default: test)")
+    parser.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from fer_fairness.reevaluate import evaluate_run
+
+    result = evaluate_run(
+        args.run_dir, data=args.data, data_format=args.data_format, split=args.split
+    )
+    print(f"evaluated {result.num_images} images; report: {result.output_dir / 'report.html'}")
+    _print_headline(result.metrics)
+    return 0
+
+
+def _print_headline(metrics: dict) -> None:
+    intervals = metrics.get("confidence_intervals") or {}
+    print(f"{'metric':<22}{'value':>10}  95% interval")
+    for key in HEADLINE_KEYS:
+        bounds = intervals.get(key)
+        interval = f"[{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else "n/a"
+        print(f"{key:<22}{_format_value(metrics.get(key)):>10}  {interval}")
 
 
 def _format_value(value) -> str:
@@ -450,8 +501,14 @@ def _run_prepare_tfds(args: argparse.Namespace) -> int:
 
 
 _PARSERS: list = [
-    _add_train_parser, _add_convert_parser, _add_fetch_model_parser,
-    _add_export_parser, _add_predict_parser, _add_augment_parser, _add_prepare_tfds_parser,
+    _add_train_parser,
+    _add_evaluate_parser,
+    _add_convert_parser,
+    _add_fetch_model_parser,
+    _add_export_parser,
+    _add_predict_parser,
+    _add_augment_parser,
+    _add_prepare_tfds_parser,
 ]
 
 

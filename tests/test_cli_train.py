@@ -147,3 +147,33 @@ def test_console_script_help_runs():
     )
     assert result.returncode == 0
     assert "--phase" in result.stdout
+
+
+@pytest.mark.slow
+def test_evaluate_cli_reproduces_metrics(smoke_run, capsys):
+    run_dir = smoke_run["run_dir"]
+    before = json.loads((run_dir / "metrics.json").read_text())
+    status = cli.main(["evaluate", str(run_dir)])
+    assert status == 0
+    after = json.loads((run_dir / "metrics.json").read_text())
+    assert after["overall_accuracy"] == before["overall_accuracy"]
+    assert after["group_counts"] == before["group_counts"]
+    assert "overall_accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_evaluate_cli_other_split_keeps_run_metrics(smoke_run):
+    run_dir = smoke_run["run_dir"]
+    before = (run_dir / "metrics.json").read_bytes()
+    status = cli.main(["evaluate", str(run_dir), "--split", "validation"])
+    assert status == 0
+    output = run_dir / "evaluations" / "london_faces-validation"
+    assert (output / "metrics.json").is_file()
+    assert (output / "report.html").is_file()
+    assert (run_dir / "metrics.json").read_bytes() == before
+
+
+def test_evaluate_cli_rejects_folder_without_run(tmp_path, capsys):
+    status = cli.main(["evaluate", str(tmp_path)])
+    assert status == 2
+    assert "config.json not found" in capsys.readouterr().err
