@@ -93,6 +93,12 @@ TRAIN_OVERRIDES: dict[str, str] = {
     "loss_weights": "training.loss_weights",
     "seed": "training.seed",
     "deterministic": "training.deterministic",
+    "precision": "training.precision",
+    "cache_features": "training.cache_features",
+    "strategy": "training.strategy",
+    "selection": "training.selection",
+    "fairness_floor": "training.fairness_floor",
+    "fairness_floor_attribute": "training.fairness_floor_attribute",
     "min_group_size": "evaluation.min_group_size",
     "bootstrap": "evaluation.n_bootstrap",
     "output": "output_dir",
@@ -137,13 +143,28 @@ def _add_train_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, help="seed for splits, shuffling and initialisation")
     parser.add_argument("--deterministic", action="store_true", default=None,
                         help="enable TensorFlow op determinism: identical results on a rerun")
-    parser.add_argument("--batch-size", type=int, help="images per training step")
+    parser.add_argument("--batch-size", type=int,
+                        help="images per training step and replica (see --strategy)")
+    parser.add_argument("--precision",
+                        choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+                        help="dtype policy of the trunk in training; auto: mixed_float16 on a "
+                        "GPU, mixed_bfloat16 on a CPU with bfloat16 instructions, else float32. "
+                        "The saved and exported model is float32")
+    parser.add_argument("--cache-features", choices=("auto", "memory", "disk", "off"),
+                        help="phase 1 computes the trunk's features once per image and trains "
+                        "the heads on them, kept in memory or on disk; auto: memory unless "
+                        "--random-augmentation, off: run the trunk on every batch")
+    parser.add_argument("--strategy", choices=("default", "mirrored", "multi_worker_mirrored"),
+                        help="tf.distribute strategy: one device, all GPUs of this machine, or "
+                        "several hosts set up by TF_CONFIG; the global batch is --batch-size "
+                        "times the replicas, and the learning rates scale the same way")
     parser.add_argument("--heads-epochs", type=int, help="maximum epochs of phase 1")
     parser.add_argument("--heads-learning-rate", type=float, help="learning rate of phase 1")
     parser.add_argument("--finetune-epochs", type=int, help="maximum epochs of phase 2")
     parser.add_argument("--finetune-learning-rate", type=float, help="learning rate of phase 2")
     parser.add_argument("--patience", type=int,
                         help="phase-2 epochs without a better validation emotion accuracy")
+    _add_selection_flags(parser)
     parser.add_argument("--loss-weights", type=_parse_loss_weights,
                         help="per-head loss weights, e.g. emotion=1,gender=0.5,age=0.5")
     parser.add_argument("--min-group-size", type=int,
@@ -158,7 +179,31 @@ def _add_train_parser(subparsers) -> None:
                         "images per split")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a run folder of the same name instead of renaming")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue an interrupted run from its last finished epoch, with "
+                        "the run's own config.json (no other training flags)")
     parser.set_defaults(handler=_run_train)
+
+
+def _add_selection_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--selection", choices=("emotion_accuracy", "accuracy_with_fairness_floor"),
+                        help="best-epoch criterion of the checkpoints and early stopping: the "
+                        "validation emotion accuracy, or the most accurate epoch whose "
+                        "validation fairness ratio reaches --fairness-floor")
+    parser.add_argument("--fairness-floor", type=float,
+                        help="minimum validation fairness ratio, 0 to 1, of "
+                        "accuracy_with_fairness_floor (default 0.8)")
+    parser.add_argument("--fairness-floor-attribute", choices=("gender", "age", "race", "emotion"),
+                        help="attribute whose fairness ratio the floor applies to (default gender)")
+
+
+def _default_data_path() -> str:
+    from fer_fairness.data.synthetic import ensure_synthetic, unbiased
+
+    folder = ensure_synthetic(unbiased())
+    logger.info("no data folder given; using the built-in synthetic data set in %s "
+                "(results on synthetic faces say nothing about real faces)", folder)
+    return str(folder)
 
 
 def _resolve_train_config(args: argparse.Namespace):
@@ -170,7 +215,7 @@ def _resolve_train_config(args: argparse.Namespace):
         changes["training.loss_weights"] = {**base.training.loss_weights, **args.loss_weights}
     resolved = config_lib.override(base, changes)
     if not resolved.data.path:
-        raise CommandError("no data folder given; pass --data DIR or set [data] path in --config")
+        resolved = config_lib.override(resolved, {"data.path": _default_data_path()})
     # config.json keeps absolute paths, so evaluate and resume work from any folder.
     resolved = config_lib.override(
         resolved, {"data.path": str(Path(resolved.data.path).resolve())}
@@ -179,10 +224,20 @@ def _resolve_train_config(args: argparse.Namespace):
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from fer_fairness.workflow import train
+    from fer_fairness.workflow import resume, train
 
-    config = _resolve_train_config(args)
-    result = train(config, phase=args.phase, from_run=args.from_run, overwrite=args.overwrite)
+    if args.resume:
+        given = [f"--{flag.replace('_', '-')}" for flag in (*TRAIN_OVERRIDES, "config", "from_run")
+                 if getattr(args, flag) is not None]
+        if given or args.smoke or args.overwrite or args.phase != "all":
+            raise CommandError(
+                f"--resume uses the run's own config.json; drop the other flags "
+                f"({', '.join(given) or '--phase, --smoke or --overwrite'})"
+            )
+        result = resume(args.resume)
+    else:
+        config = _resolve_train_config(args)
+        result = train(config, phase=args.phase, from_run=args.from_run, overwrite=args.overwrite)
     metrics, zero_shot = result.metrics, result.zero_shot_metrics
     print(f"run folder: {result.run_dir}")
     print(f"{'metric':<22}{'zero-shot':>12}{'trained':>12}")
@@ -500,6 +555,223 @@ def _run_prepare_tfds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_planted_gap(text: str):
+    from fer_fairness.data.synthetic_config import PlantedGap
+
+    try:
+        return PlantedGap.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _add_synthesize_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "synthesize",
+        help="write the synthetic face data set, optionally with planted bias",
+        description="Draw grayscale faces with seven expressions and known gender, age group "
+        "and race, and write them as a manifest folder (labels.csv with a subject-disjoint "
+        "split column, images/, metadata.json). The same settings give byte-identical files. "
+        "Results on synthetic faces say nothing about real faces.",
+        epilog="Planted gaps (--plant, repeatable) have the form "
+        "KIND:ATTRIBUTE=GROUP:STRENGTH[:SPLIT,SPLIT...]. ATTRIBUTE is gender, age or race, and "
+        "GROUP one of its values (male, female; 0-3, 4-19, 20-39, 40-69, 70+; caucasian, "
+        "african_american, asian). KIND and STRENGTH: underrepresented (the group's sampling "
+        "weight times STRENGTH, in (0, 1)), harder_expressions (expressions drawn at STRENGTH "
+        "times the normal change, in (0, 1)), label_noise (a share STRENGTH, in (0, 1], of the "
+        "group's images gets another emotion label). SPLITS default to all three. Example: "
+        "--plant harder_expressions:gender=female:0.3 --plant "
+        "underrepresented:race=asian:0.25:train",
+    )
+    parser.add_argument("--output", type=Path, required=True,
+                        help="folder to write; must be empty unless --overwrite")
+    parser.add_argument("--images", type=int, default=2000,
+                        help="number of images; default: %(default)s")
+    parser.add_argument("--subjects", type=int, default=None,
+                        help="number of people; default: a quarter of --images")
+    parser.add_argument("--image-size", type=int, default=64,
+                        help="side of the square images in pixels, 64 to 512; default: "
+                        "%(default)s")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the faces, labels and split; default: %(default)s")
+    parser.add_argument("--plant", type=_parse_planted_gap, action="append", default=[],
+                        metavar="KIND:ATTRIBUTE=GROUP:STRENGTH",
+                        help="plant a gap against one group; see below")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier synthetic data set in --output")
+    parser.set_defaults(handler=_run_synthesize)
+
+
+def _run_synthesize(args: argparse.Namespace) -> int:
+    from fer_fairness.data.synthetic import (
+        SyntheticConfig,
+        generate_synthetic,
+        read_synthetic_metadata,
+    )
+
+    config = SyntheticConfig(n_images=args.images, n_subjects=args.subjects,
+                             image_size=args.image_size, seed=args.seed,
+                             planted_gaps=tuple(args.plant))
+    try:
+        folder = generate_synthetic(args.output, config, overwrite=args.overwrite)
+    except FileExistsError as error:
+        raise CommandError(str(error)) from error
+    metadata = read_synthetic_metadata(folder)
+    print(f"{'split':<12}{'images':>8}{'subjects':>10}")
+    for split, count in metadata["images"].items():
+        print(f"{split:<12}{count:>8}{metadata['subjects'][split]:>10}")
+    for gap in metadata["planted_gaps"]:
+        print(f"planted {gap['kind']} {gap['attribute']}={gap['group']} "
+              f"strength={gap['strength']:g}: {_describe_measured(gap['measured'])}")
+    print(f"wrote {folder}")
+    return 0
+
+
+def _describe_measured(measured: dict) -> str:
+    if "rate" in measured:
+        return (f"{measured['relabelled']} of {measured['images']} labels replaced "
+                f"(rate {_format_value(measured['rate'])})")
+    if "share" in measured:
+        return ", ".join(f"{split} share {_format_value(share)}"
+                         for split, share in measured["share"].items())
+    change = measured["expression_pixel_change"]
+    return (f"mean expression change {_format_value(change['group'])} gray levels vs "
+            f"{_format_value(change['others'])} for the other faces")
+
+
+# Compare flags that set base configuration fields, shared by every arm.
+COMPARE_OVERRIDES: dict[str, str] = {
+    flag: TRAIN_OVERRIDES[flag]
+    for flag in (
+        "data", "data_format", "source", "bad_images", "max_images", "group_by", "trunk",
+        "trunk_classes", "batch_size", "heads_epochs", "heads_learning_rate", "finetune_epochs",
+        "finetune_learning_rate", "patience", "seed", "deterministic", "precision",
+        "cache_features", "selection", "fairness_floor", "fairness_floor_attribute",
+        "min_group_size", "bootstrap",
+    )
+}
+
+
+def _add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="train several methods over several seeds and test their differences",
+        description="Train each arm (method) once per seed with identical data, split, epochs "
+        "and learning rates, then write comparison.json, comparison.md and comparison.png: "
+        "per arm the mean and 95%% t-interval of accuracy and fairness, paired t-tests across "
+        "seeds and paired bootstrap tests over test subjects against the first arm, and each "
+        "arm's disadvantaged group per attribute. Finished runs in --output are reused, "
+        "interrupted ones resumed. Default arms: baseline (emotion head only), multitask "
+        "(emotion, gender, age heads), multitask_balanced (multitask with the balanced "
+        "augmented data and balanced sampling), balanced (balanced data and sampling, emotion "
+        "head only).",
+    )
+    parser.add_argument("--config", type=Path,
+                        help="TOML file: the run sections shared by every arm, plus [compare] "
+                        "(seeds, max_factor) and [[compare.arm]] tables")
+    parser.add_argument("--data", help="data folder (default: the built-in synthetic data set)")
+    parser.add_argument("--data-format", choices=("auto", "rafdb", "manifest"),
+                        help="layout of --data (default: detected from its content)")
+    parser.add_argument("--source", choices=("folder", "tfds"),
+                        help="read --data as a data folder, or as a prepared TFDS data set")
+    parser.add_argument("--bad-images", choices=("stop", "skip"),
+                        help="unreadable images: stop before training, or skip them")
+    parser.add_argument("--max-images", type=int, help="keep at most N images per split")
+    parser.add_argument("--seeds", type=int, help="seeds per arm (default 3)")
+    parser.add_argument("--seed", type=int, help="first seed; the others follow it (default 0)")
+    parser.add_argument("--arms", type=_parse_names,
+                        help="comma-separated arms in report order, the first being the "
+                        "reference (default: baseline,multitask,multitask_balanced,balanced)")
+    parser.add_argument("--output", type=Path,
+                        help="comparison folder (default: comparisons/<data folder name>)")
+    parser.add_argument("--group-by", type=_parse_names,
+                        help="attributes that the balanced data and sampling even out "
+                        "(default gender,age)")
+    parser.add_argument("--max-factor", type=float,
+                        help="a group of the balanced augmented set grows to at most this many "
+                        "times its size (default 5)")
+    parser.add_argument("--trunk", help="'ferplus' (cached FER+ model) or an .onnx/.keras file")
+    parser.add_argument("--trunk-classes", type=_parse_names,
+                        help="the trunk's logit order as comma-separated emotion names")
+    parser.add_argument("--batch-size", type=int, help="images per training step")
+    parser.add_argument("--heads-epochs", type=int, help="maximum epochs of phase 1")
+    parser.add_argument("--heads-learning-rate", type=float, help="learning rate of phase 1")
+    parser.add_argument("--finetune-epochs", type=int, help="maximum epochs of phase 2")
+    parser.add_argument("--finetune-learning-rate", type=float, help="learning rate of phase 2")
+    parser.add_argument("--patience", type=int,
+                        help="phase-2 epochs without a better selection score")
+    parser.add_argument("--loss-weights", type=_parse_loss_weights,
+                        help="per-head loss weights of every arm, e.g. "
+                        "emotion=1,gender=0.5,age=0.5")
+    _add_selection_flags(parser)
+    parser.add_argument("--deterministic", action="store_true", default=None,
+                        help="enable TensorFlow op determinism: identical results on a rerun")
+    parser.add_argument("--precision",
+                        choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+                        help="dtype policy of the trunk in training (default auto)")
+    parser.add_argument("--cache-features", choices=("auto", "memory", "disk", "off"),
+                        help="where phase 1 keeps the trunk's features (default auto)")
+    parser.add_argument("--min-group-size", type=int,
+                        help="groups with fewer test images are left out of the fairness "
+                        "ratios and group gaps (default 30)")
+    parser.add_argument("--bootstrap", type=int,
+                        help="bootstrap resamples of the paired tests (default 1000); 0 "
+                        "disables them")
+    parser.set_defaults(handler=_run_compare)
+
+
+def _resolve_compare_config(args: argparse.Namespace):
+    from fer_fairness import compare
+    from fer_fairness import config as config_lib
+
+    loaded = compare.load_compare_config(args.config) if args.config else None
+    base = loaded.base if loaded else config_lib.RunConfig()
+    changes = {field: getattr(args, flag) for flag, field in COMPARE_OVERRIDES.items()}
+    if args.loss_weights:
+        changes["training.loss_weights"] = {**base.training.loss_weights, **args.loss_weights}
+    base = config_lib.override(base, changes)
+    if not base.data.path:
+        base = config_lib.override(base, {"data.path": _default_data_path()})
+    arms = loaded.arms if loaded else tuple(compare.DEFAULT_ARMS.values())
+    if args.arms:
+        arms = compare.select_arms(arms, args.arms)
+    options = {"seeds": args.seeds, "max_factor": args.max_factor}
+    defaults = loaded or compare.CompareConfig(base=base)
+    return compare.CompareConfig(
+        base=base,
+        arms=arms,
+        **{name: getattr(defaults, name) if value is None else value
+           for name, value in options.items()},
+    )
+
+
+# Means printed per arm after a comparison; comparison.md has every metric with its interval.
+COMPARE_PRINTED_METRICS = ("overall_accuracy", "emotion_fairness", "gender_fairness",
+                           "age_fairness")
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from fer_fairness.compare import run_comparison
+    from fer_fairness.reports.comparison import MARKDOWN_FILE, PLOT_FILE
+
+    config = _resolve_compare_config(args)
+    output = args.output or Path("comparisons") / Path(config.base.data.path).name
+    result = run_comparison(config, output)
+    summary = result.summary
+    print(f"comparison folder: {result.output_dir} ({len(result.trained)} runs trained, "
+          f"{len(result.reused)} reused)")
+    print(f"{'arm':<22}" + "".join(f"{metric:>18}" for metric in COMPARE_PRINTED_METRICS))
+    for arm in summary["arms"]:
+        means = [summary["summary"][arm][metric]["mean"] for metric in COMPARE_PRINTED_METRICS]
+        print(f"{arm:<22}" + "".join(f"{_format_value(mean):>18}" for mean in means))
+    for entry in summary["group_gaps"][summary["reference"]].values():
+        print(entry["sentence"])
+    for metrics in summary["differences"].values():
+        for entry in metrics.values():
+            print(entry["sentence"])
+    print(f"report: {result.output_dir / MARKDOWN_FILE}, plot: {result.output_dir / PLOT_FILE}")
+    return 0
+
+
 _PARSERS: list = [
     _add_train_parser,
     _add_evaluate_parser,
@@ -509,6 +781,8 @@ _PARSERS: list = [
     _add_predict_parser,
     _add_augment_parser,
     _add_prepare_tfds_parser,
+    _add_synthesize_parser,
+    _add_compare_parser,
 ]
 
 

@@ -21,12 +21,21 @@ Phase = Literal["heads", "finetune", "all"]
 BadImagePolicy = Literal["stop", "skip"]
 DataSource = Literal["folder", "tfds"]
 Sampling = Literal["none", "uniform", "inverse_frequency", "given"]
+Precision = Literal["auto", "float32", "mixed_bfloat16", "mixed_float16"]
+CacheFeatures = Literal["auto", "memory", "disk", "off"]
+Strategy = Literal["default", "mirrored", "multi_worker_mirrored"]
+Selection = Literal["emotion_accuracy", "accuracy_with_fairness_floor"]
 
 DATA_FORMATS: tuple[str, ...] = ("auto", "rafdb", "manifest")
 PHASES: tuple[str, ...] = ("heads", "finetune", "all")
 BAD_IMAGE_POLICIES: tuple[str, ...] = ("stop", "skip")
 DATA_SOURCES: tuple[str, ...] = ("folder", "tfds")
 SAMPLING_MODES: tuple[str, ...] = ("none", "uniform", "inverse_frequency", "given")
+PRECISIONS: tuple[str, ...] = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+CACHE_MODES: tuple[str, ...] = ("auto", "memory", "disk", "off")
+STRATEGIES: tuple[str, ...] = ("default", "mirrored", "multi_worker_mirrored")
+SELECTIONS: tuple[str, ...] = ("emotion_accuracy", "accuracy_with_fairness_floor")
+FLOOR_ATTRIBUTES: tuple[str, ...] = ("emotion", "gender", "age", "race")
 
 
 class ConfigError(ValueError):
@@ -172,7 +181,7 @@ class TrainingConfig:
 
     Phase 1 (``heads``) trains the heads at ``heads_learning_rate`` with the trunk frozen.
     Phase 2 (``finetune``) trains everything at ``finetune_learning_rate`` and stops early on
-    the validation emotion accuracy.
+    the ``selection`` score, by default the validation emotion accuracy.
 
     Args:
         batch_size: Images per training step.
@@ -180,12 +189,34 @@ class TrainingConfig:
         heads_learning_rate: Adam learning rate of phase 1.
         finetune_epochs: Maximum epochs of phase 2.
         finetune_learning_rate: Adam learning rate of phase 2, usually 10 to 100 times lower.
-        early_stopping_patience: Phase-2 epochs without a better validation emotion accuracy
-            before training stops.
+        early_stopping_patience: Phase-2 epochs without a better ``selection`` score before
+            training stops.
         loss_weights: Weight of each head's loss in the total loss.
         seed: Seed for splits, shuffling, initialisation, augmentation and sampling.
         deterministic: Enable TensorFlow op determinism, so the same command on the same
             machine gives identical weights and metrics (slower on some ops).
+        precision: Keras dtype policy of the trunk during training. ``auto`` picks
+            ``mixed_float16`` on a GPU, ``mixed_bfloat16`` on a CPU with bfloat16
+            instructions (AVX-512 BF16 or AMX) and ``float32`` elsewhere. The heads, losses,
+            metrics and the saved and exported model stay float32.
+        cache_features: Where phase 1 keeps the trunk's features, computed once per training
+            and validation image: ``memory``, ``disk`` (``.npy`` files in the run folder,
+            deleted after phase 1) or ``off`` (run the trunk on every batch). ``auto`` is
+            ``memory`` unless ``data.random_augmentation`` is set, and then ``off``.
+        strategy: ``tf.distribute`` strategy: ``default`` (one device), ``mirrored`` (the
+            GPUs of this machine) or ``multi_worker_mirrored`` (several hosts, configured by
+            the ``TF_CONFIG`` environment variable). ``batch_size`` is per replica, so the
+            global batch is ``batch_size * replicas``, and both learning rates are
+            multiplied by the number of replicas.
+        selection: The criterion that picks the best epoch for the checkpoints and early
+            stopping. ``emotion_accuracy`` takes the highest validation emotion accuracy.
+            ``accuracy_with_fairness_floor`` takes the highest validation emotion accuracy
+            among the epochs whose validation ``<fairness_floor_attribute>_fairness`` ratio is
+            at least ``fairness_floor``, or among all epochs when none reaches the floor.
+        fairness_floor: The minimum fairness ratio, in [0, 1], of
+            ``accuracy_with_fairness_floor``.
+        fairness_floor_attribute: The attribute whose fairness ratio the floor applies to:
+            ``gender``, ``age``, ``race`` or ``emotion``.
     """
 
     batch_size: int = 32
@@ -199,9 +230,25 @@ class TrainingConfig:
     )
     seed: int = 0
     deterministic: bool = False
+    precision: Precision = "auto"
+    cache_features: CacheFeatures = "auto"
+    strategy: Strategy = "default"
+    selection: Selection = "emotion_accuracy"
+    fairness_floor: float = 0.8
+    fairness_floor_attribute: str = "gender"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "loss_weights", dict(self.loss_weights))
+        _require_choice("training.selection", self.selection, SELECTIONS)
+        _require_choice("training.fairness_floor_attribute", self.fairness_floor_attribute,
+                        FLOOR_ATTRIBUTES)
+        floor = self.fairness_floor
+        is_number = isinstance(floor, (int, float)) and not isinstance(floor, bool)
+        _require(is_number and 0.0 <= floor <= 1.0, "training.fairness_floor", floor,
+                 "a number in [0, 1]")
+        _require_choice("training.precision", self.precision, PRECISIONS)
+        _require_choice("training.cache_features", self.cache_features, CACHE_MODES)
+        _require_choice("training.strategy", self.strategy, STRATEGIES)
         _require(isinstance(self.deterministic, bool), "training.deterministic",
                  self.deterministic, "true or false")
         _require_positive_int("training.batch_size", self.batch_size)
@@ -215,7 +262,8 @@ class TrainingConfig:
             field = f"training.loss_weights.{head}"
             _require(head in HEAD_CLASSES, field, weight, f"a head from {list(HEAD_CLASSES)}")
             is_number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
-            _require(is_number and math.isfinite(weight) and weight >= 0, field, weight, ">= 0")
+            _require(is_number and math.isfinite(weight) and weight >= 0, field, weight,
+                     "a finite number >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,6 +291,14 @@ class RunConfig:
         _require(bool(self.output_dir), "output_dir", self.output_dir, "a folder path")
         has_separator = "/" in self.name or "\\" in self.name or self.name in (".", "..")
         _require(not has_separator, "name", self.name, "a folder name without path separators")
+        explicit_cache = self.training.cache_features in ("memory", "disk")
+        _require(
+            not (explicit_cache and self.data.random_augmentation),
+            "training.cache_features",
+            self.training.cache_features,
+            "'auto' or 'off' with data.random_augmentation, because augmented images change "
+            "their features in every epoch",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the configuration as JSON-serialisable nested dicts."""
@@ -304,6 +360,8 @@ def load_config(path: str | Path) -> RunConfig:
             values = tomllib.load(file)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: invalid TOML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error}); save the file as UTF-8") from error
     try:
         return config_from_dict(values)
     except ConfigError as error:

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
+import pandas as pd
 
 from fer_fairness.data.pipeline import label_arrays, make_dataset
 from fer_fairness.data.records import FaceRecord
 from fer_fairness.fairness.metrics import FairnessConfig, evaluate_predictions
-from fer_fairness.labels import ATTRIBUTES
+from fer_fairness.labels import ATTRIBUTES, EMOTIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,28 @@ def predict_records(
     labels = label_arrays(records, ("emotion", *ATTRIBUTES))
     subject_ids = np.array([record.subject_id for record in records], dtype=object)
     return Predictions(probabilities, labels, subject_ids)
+
+
+def predictions_table(records: Sequence[FaceRecord], predictions: Predictions) -> pd.DataFrame:
+    """Return one row per image: id, subject, true labels and predicted class of each head.
+
+    Unknown labels stay -1. Written as ``predictions.csv``, this is what paired comparisons
+    between runs on the same test split resample.
+    """
+    table = pd.DataFrame(
+        {
+            "example_id": [record.example_id for record in records],
+            "subject_id": predictions.subject_ids.astype(str),
+        }
+    )
+    for name, values in predictions.labels.items():
+        table[f"true_{name}"] = values
+    for head in predictions.probabilities:
+        table[f"predicted_{head}"] = predictions.predicted(head)
+    emotion = predictions.probabilities["emotion"]
+    for index, name in enumerate(EMOTIONS):
+        table[f"probability_{name}"] = emotion[:, index]
+    return table
 
 
 def compute_metrics(predictions: Predictions, *, config: FairnessConfig) -> dict:

@@ -38,7 +38,7 @@ import tensorflow as tf
 from fer_fairness.data.pipeline import decode_image, to_model_input
 from fer_fairness.io import write_bytes_atomic, write_json_atomic
 from fer_fairness.labels import EMOTIONS, HEAD_CLASSES
-from fer_fairness.model import head_names
+from fer_fairness.model import head_names, load_keras_file
 
 logger = logging.getLogger(__name__)
 
@@ -284,11 +284,11 @@ def load_run_model(run_dir: Path) -> keras.Model:
     Raises:
         FileNotFoundError: if the file does not exist.
     """
-    model_path = run_dir / "model.keras"
+    model_path = Path(run_dir) / "model.keras"
     if not model_path.is_file():
         raise FileNotFoundError(
             f"{model_path} not found; pass a run folder written by fer-fairness train, which "
             "contains model.keras, config.json and saved_model/"
         )
-    return keras.saving.load_model(model_path, compile=False)
+    return load_keras_file(model_path)
 

@@ -8,6 +8,7 @@ canonical emotions, so before any training the model predicts what the pretraine
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -65,11 +66,30 @@ def load_trunk(spec: str) -> keras.Model:
     return trunk
 
 
-def _load_keras_trunk(path: Path) -> keras.Model:
+def load_keras_file(path: str | Path) -> keras.Model:
+    """Load a ``.keras`` file with Keras's default ``safe_mode=True``, uncompiled.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: naming the file, if it is truncated, not a ``.keras`` zip archive, or
+            holds code that safe mode rejects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} not found")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a valid .keras file (truncated, or not a zip archive); save the "
+            "model again or copy the complete file"
+        )
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (OSError, ValueError, TypeError, KeyError) as error:
+    except (OSError, ValueError, TypeError, KeyError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a readable .keras model: {error}") from error
+
+
+def _load_keras_trunk(path: Path) -> keras.Model:
+    return load_keras_file(path)
 
 
 def _check_trunk(trunk: keras.Model, path: Path) -> None:
@@ -155,8 +175,9 @@ def build_heads(
     layers = {}
     for index, head in enumerate(heads):
         initializer = keras.initializers.GlorotUniform(seed=seed + index)
+        # float32 even under a mixed-precision policy, so logits and losses stay float32.
         layers[head] = keras.layers.Dense(
-            len(HEAD_CLASSES[head]), kernel_initializer=initializer, name=head
+            len(HEAD_CLASSES[head]), kernel_initializer=initializer, name=head, dtype="float32"
         )
         layers[head].build((None, kernel.shape[0]))
     layers["emotion"].set_weights([kernel[:, rows], bias[rows]])
@@ -184,16 +205,38 @@ def assemble(
         A model from ``image`` float32 ``(batch, H, W, 1)`` in 0..255 to a dict of logits.
     """
     image = keras.Input(shape=extractor.input_shape[1:], name="image")
-    features = extractor(image, training=False) if trunk_inference else extractor(image)
+    if trunk_inference:
+        features = _inference_view(extractor)(image, training=False)
+    else:
+        features = extractor(image)
     if len(features.shape) > 2:
         features = keras.layers.Flatten(name=FLATTEN_NAME)(features)
     outputs = {name: layer(features) for name, layer in heads.items()}
     return keras.Model(image, outputs, name="fer_multitask")
 
 
+def _inference_view(extractor: keras.Model) -> keras.Model:
+    """Return a model named ``trunk`` that shares the extractor's layers and stays in inference.
+
+    Keras 3.15 Functional models replace the ``training=False`` recorded for a nested model's
+    call with the outer call's ``training``, which ``fit`` sets to True, so the trunk's dropout
+    would be active in phase 1. A model without ``training`` among its call-context arguments
+    keeps the recorded value. The view is a separate object, so the extractor itself still
+    follows ``training`` in phase 2.
+    """
+    view = keras.Model(extractor.input, extractor.output, name=TRUNK_NAME)
+    view._call_context_args = view._call_context_args - {"training"}
+    return view
+
+
 def trunk_of(model: keras.Model) -> keras.Model:
     """Return the nested trunk model of an assembled multi-task model."""
     return model.get_layer(TRUNK_NAME)
+
+
+def has_trunk(model: keras.Model) -> bool:
+    """Return whether ``model`` contains the trunk (the heads-only model of phase 1 does not)."""
+    return any(layer.name == TRUNK_NAME for layer in model.layers)
 
 
 def head_names(model: keras.Model) -> list[str]:

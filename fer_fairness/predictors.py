@@ -78,10 +78,13 @@ class OnnxPredictor:
     """
 
     def __init__(self, path: Path) -> None:
-        import onnx
         import onnxruntime
 
-        self.classes = read_onnx_labels(onnx.load(str(path), load_external_data=False))
+        from fer_fairness.convert.graph import load_onnx_model
+
+        # load_onnx_model names the file when it is truncated or not ONNX, and rejects
+        # external data outside the model's folder.
+        self.classes = read_onnx_labels(load_onnx_model(path))
         if not self.classes:
             raise ValueError(
                 f"{path} has no classes.<head> metadata; export it with fer-fairness export"
@@ -109,11 +112,13 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
     path = Path(path)
     if path.is_file() and path.suffix == ".onnx":
         return OnnxPredictor(path)
+    if path.is_file() and path.suffix == ".keras":
+        return KerasPredictor(load_keras_file(path))
     if path.is_dir() and (path / "saved_model.pb").is_file():
         return SavedModelPredictor(path)
     if path.is_dir() and (path / "model.keras").is_file():
         return KerasPredictor(load_run_model(path))
     raise FileNotFoundError(
-        f"no model found at {path}; expected a run folder with model.keras, a SavedModel "
-        "folder with saved_model.pb, or an .onnx file"
+        f"no model found at {path}; expected a run folder with model.keras, a .keras file, "
+        "a SavedModel folder with saved_model.pb, or an .onnx file"
     )

@@ -18,9 +18,11 @@ import keras
 from fer_fairness import config as config_lib
 from fer_fairness.data.prepare import prepare_splits
 from fer_fairness.evaluation import compute_metrics, predict_records
-from fer_fairness.io import read_json, write_json_atomic
+from fer_fairness.export import load_run_model
+from fer_fairness.io import write_json_atomic
 from fer_fairness.reports.html import write_report
 from fer_fairness.reports.plots import write_plots
+from fer_fairness.runs import load_run_config
 
 logger = logging.getLogger(__name__)
 
@@ -41,33 +43,6 @@ class EvaluationResult:
     output_dir: Path
     metrics: dict
     num_images: int
-
-
-def load_run_config(run_dir: Path) -> config_lib.RunConfig:
-    """Read a run folder's resolved ``config.json`` back into a ``RunConfig``."""
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found; RUN_DIR must be a folder written by fer-fairness train "
-            "(it holds config.json and model.keras)"
-        )
-    values = dict(read_json(path))
-    values.pop("phase", None)
-    try:
-        return config_lib.config_from_dict(values)
-    except config_lib.ConfigError as error:
-        raise config_lib.ConfigError(f"{path}: {error}") from error
-
-
-def load_run_model(run_dir: Path) -> keras.Model:
-    """Load ``model.keras`` of a run folder with Keras's default ``safe_mode``."""
-    path = run_dir / "model.keras"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; the run did not finish training")
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (OSError, ValueError, TypeError, KeyError) as error:
-        raise ValueError(f"{path} is not a readable .keras model: {error}") from error
 
 
 def evaluate_run(

@@ -12,12 +12,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import pandas as pd
+
+from fer_fairness import config as config_lib
 from fer_fairness.data.records import FaceRecord
-from fer_fairness.io import read_json, write_json_atomic
+from fer_fairness.io import atomic_path, read_json, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
 RunStatus = Literal["running", "finished", "failed"]
+PHASE_NAMES: tuple[str, ...] = ("heads", "finetune")
+JOB_KEYS: tuple[str, ...] = ("phase", "from_run", "evaluated_data", "evaluated_split")
 
 # Distributions whose versions decide a run's numbers, recorded in environment.json.
 RECORDED_PACKAGES: tuple[str, ...] = (
@@ -51,6 +57,8 @@ def create_run_dir(output_dir: str | Path, name: str, *, overwrite: bool = False
     while candidate.exists():
         candidate = root / f"{name}-{suffix}"
         suffix += 1
+    if candidate.name != name:
+        logger.warning("run folder %s exists; writing to %s instead", root / name, candidate)
     candidate.mkdir()
     return candidate
 
@@ -71,6 +79,15 @@ def write_status(run_dir: Path, status: RunStatus, *, reason: str = "", **extra:
         **extra,
     }
     write_json_atomic(run_dir / "status.json", payload)
+
+
+def mark_phase_finished(run_dir: Path) -> None:
+    """Record the finished phases in ``status.json``, keeping its other fields."""
+    status = read_status(run_dir)
+    status["completed_phases"] = completed_phases(run_dir)
+    state = status.pop("status")
+    status.pop("updated", None)
+    write_status(run_dir, state, **status)
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
@@ -124,3 +141,78 @@ def write_environment(run_dir: Path, *, seed: int, records: Sequence[FaceRecord]
         "num_images": len(records),
     }
     write_json_atomic(run_dir / "environment.json", payload)
+
+
+def load_run_config(run_dir: Path) -> config_lib.RunConfig:
+    """Read a run folder's resolved ``config.json`` back into a ``RunConfig``."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found; RUN_DIR must be a folder written by fer-fairness train "
+            "(it holds config.json and model.keras)"
+        )
+    values = dict(read_json(path))
+    # Keys that record how the job was started rather than what it trains.
+    for key in JOB_KEYS:
+        values.pop(key, None)
+    try:
+        return config_lib.config_from_dict(values)
+    except config_lib.ConfigError as error:
+        raise config_lib.ConfigError(f"{path}: {error}") from error
+
+
+def check_data_unchanged(run_dir: Path, records: Sequence[FaceRecord]) -> None:
+    """Raise ``ValueError`` when the data listing differs from the one the run started with."""
+    recorded = read_json(run_dir / "environment.json").get("data_fingerprint")
+    current = data_fingerprint(records)
+    if recorded != current:
+        raise ValueError(
+            f"the data of {run_dir} changed since the run started (fingerprint {current[:12]} "
+            f"instead of {str(recorded)[:12]}); restore the original files or start a new run"
+        )
+
+
+def _phase_end_path(run_dir: Path, phase: str) -> Path:
+    return run_dir / "checkpoints" / f"{phase}_end.npz"
+
+
+def save_phase_end(model, run_dir: Path, phase: str) -> None:
+    """Save the model's weights at the end of a phase, which marks the phase as finished."""
+    arrays = {f"w{index}": weight for index, weight in enumerate(model.get_weights())}
+    with atomic_path(_phase_end_path(run_dir, phase)) as temporary:
+        np.savez(temporary, **arrays)
+
+
+def load_phase_end(model, run_dir: Path, phase: str) -> None:
+    """Load the weights that ``save_phase_end`` saved into the same architecture."""
+    with np.load(_phase_end_path(run_dir, phase)) as saved:
+        model.set_weights([saved[f"w{index}"] for index in range(len(saved.files))])
+
+
+def completed_phases(run_dir: Path) -> list[str]:
+    """Return the phases whose end-of-phase weights are saved, in training order."""
+    return [phase for phase in PHASE_NAMES if _phase_end_path(run_dir, phase).is_file()]
+
+
+def backup_epoch(run_dir: Path, phase: str) -> int | None:
+    """Return the epoch that the phase's ``BackupAndRestore`` backup resumes at, or None."""
+    metadata = run_dir / "backup" / phase / "training_metadata.json"
+    return read_json(metadata)["epoch"] if metadata.is_file() else None
+
+
+def write_history(run_dir: Path) -> None:
+    """Merge the per-phase ``history_<phase>.csv`` files into ``history.csv``.
+
+    A resumed run appends to the phase's file, so an epoch that was logged just before an
+    interruption may appear twice; the last row of each epoch wins.
+    """
+    frames = []
+    for phase in PHASE_NAMES:
+        path = run_dir / f"history_{phase}.csv"
+        if path.is_file() and path.stat().st_size:
+            frame = pd.read_csv(path)
+            frame.insert(1, "phase", phase)
+            frames.append(frame)
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["epoch"])
+    table = table.drop_duplicates(subset="epoch", keep="last").sort_values("epoch")
+    write_text_atomic(run_dir / "history.csv", table.to_csv(index=False))

@@ -134,10 +134,18 @@ def test_train_cli_rejects_invalid_value(tmp_path, capsys):
     assert "training.batch_size=0 is invalid; expected a whole number >= 1" in capsys.readouterr().err
 
 
-def test_train_cli_requires_data(capsys):
-    status = cli.main(["train", "--trunk", "x.onnx"])
+def test_train_cli_defaults_to_synthetic(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("FER_FAIRNESS_CACHE", str(tmp_path / "cache"))
+    # A missing trunk stops the job after the data step and before any training.
+    missing_trunk = tmp_path / "missing.onnx"
+    with caplog.at_level("INFO", logger="fer_fairness"):
+        status = cli.main(["train", "--trunk", str(missing_trunk),
+                           "--output", str(tmp_path / "runs")])
+    synthetic = list((tmp_path / "cache" / "synthetic").glob("*/labels.csv"))
     assert status == 2
-    assert "no data folder given" in capsys.readouterr().err
+    assert "using the built-in synthetic data set" in caplog.text
+    assert len(synthetic) == 1
+    assert not (tmp_path / "runs").exists()
 
 
 def test_console_script_help_runs():
@@ -177,3 +185,26 @@ def test_evaluate_cli_rejects_folder_without_run(tmp_path, capsys):
     status = cli.main(["evaluate", str(tmp_path)])
     assert status == 2
     assert "config.json not found" in capsys.readouterr().err
+
+
+def test_train_cli_overwrite_never_deletes_from_run(tmp_path, capsys, london_faces_dir):
+    previous = tmp_path / "runs" / "h1"
+    (previous / "checkpoints").mkdir(parents=True)
+    (previous / "checkpoints" / "heads.keras").write_bytes(b"placeholder")
+    status = cli.main([
+        "train", "--phase", "finetune", "--from-run", str(previous), "--overwrite",
+        "--data", str(london_faces_dir), "--output", str(tmp_path / "runs"), "--name", "h1",
+    ])
+    assert status == 2
+    assert "--overwrite would delete" in capsys.readouterr().err
+    assert (previous / "checkpoints" / "heads.keras").read_bytes() == b"placeholder"
+
+
+def test_train_cli_truncated_keras_trunk_named(tmp_path, capsys, london_faces_dir):
+    trunk = tmp_path / "trunk.keras"
+    trunk.write_bytes(b"PK\x03\x04truncated")
+    status = cli.main(["train", "--data", str(london_faces_dir), "--trunk", str(trunk),
+                       "--output", str(tmp_path / "runs")])
+    assert status == 2
+    assert f"{trunk} is not a valid .keras file" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

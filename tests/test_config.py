@@ -12,7 +12,7 @@ from fer_fairness import config as config_lib
     [
         ("training", {"batch_size": 0}, r"training\.batch_size=0 is invalid; expected a whole number >= 1"),
         ("training", {"heads_learning_rate": -1.0}, r"training\.heads_learning_rate=-1\.0 is invalid; expected a positive number"),
-        ("training", {"loss_weights": {"emotion": 1.0, "gender": -0.5}}, r"training\.loss_weights\.gender=-0\.5 is invalid; expected >= 0"),
+        ("training", {"loss_weights": {"emotion": 1.0, "gender": -0.5}}, r"training\.loss_weights\.gender=-0\.5 is invalid; expected a finite number >= 0"),
         ("training", {"loss_weights": {"emotion": 1.0, "mood": 1.0}}, r"training\.loss_weights\.mood=1\.0 is invalid"),
         ("data", {"validation_fraction": 1.5}, r"data\.validation_fraction=1\.5 is invalid; expected a number in \(0, 1\)"),
         ("data", {"data_format": "csv"}, r"data\.data_format='csv' is invalid; expected one of auto, rafdb, manifest"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -40,3 +42,12 @@ def test_read_json_names_invalid_file(tmp_path):
     path.write_text("{", encoding="utf-8")
     with pytest.raises(ValueError, match="broken.json is not valid JSON"):
         io.read_json(path)
+
+
+def test_write_text_atomic_uses_umask_mode(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        path = io.write_text_atomic(tmp_path / "metrics.json", "{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

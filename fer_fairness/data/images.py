@@ -12,7 +12,6 @@ import contextlib
 import csv
 import dataclasses
 import logging
-import warnings
 from collections.abc import Iterator, Sequence
 from os import PathLike
 from pathlib import Path
@@ -28,6 +27,9 @@ logger = logging.getLogger(__name__)
 TF_IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "BMP")
 _ACCEPTED_PIL_FORMATS = frozenset(TF_IMAGE_FORMATS + ("MPO",))
 MAX_LISTED_IMAGES = 50
+# BMP modes that tf.io.decode_image (TensorFlow 2.21) mishandles: it rejects 1-bit BMPs and
+# returns the palette indices of palette BMPs instead of their colours.
+_UNDECODABLE_BMP_MODES = {"1": "1-bit", "P": "palette"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +58,8 @@ class ImageCheckError(ValueError):
         if len(self.invalid) > max_listed:
             lines.append(f"  and {len(self.invalid) - max_listed} more")
         super().__init__(
-            f"{len(self.invalid)} image file(s) cannot be decoded; fix or remove them, or skip "
-            "invalid images:\n" + "\n".join(lines)
+            f"{len(self.invalid)} image file(s) cannot be decoded; fix or remove them, or leave "
+            "them out with --bad-images skip ([data] bad_images = \"skip\"):\n" + "\n".join(lines)
         )
 
 
@@ -116,21 +118,18 @@ def check_image_files(
 
 @contextlib.contextmanager
 def _pillow_limits(max_pixels: int) -> Iterator[None]:
-    """Set Pillow's pixel limit to ``max_pixels`` and reject truncated files, then restore.
+    """Turn off Pillow's own pixel limit and reject truncated files, then restore both.
 
-    With the limit set, ``Image.open`` raises ``DecompressionBombError`` above twice
-    ``max_pixels`` and only warns between one and two times it, so the caller also compares
-    the header size with ``max_pixels``.
+    ``Image.open`` reads only the header, so with Pillow's limit off the caller can read the
+    declared width and height, report them, and reject the image before ``load`` decodes it.
     """
     # NOTE: both settings are Pillow module globals, so another thread that opens images while
     # this check runs also uses them. Both are restored on exit.
     saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
-    Image.MAX_IMAGE_PIXELS = max_pixels
+    Image.MAX_IMAGE_PIXELS = None
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
+        yield
     finally:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
@@ -149,12 +148,15 @@ def _image_problem(path: Path, max_pixels: int) -> str | None:
         with Image.open(path, formats=TF_IMAGE_FORMATS) as image:
             width, height = image.size
             if width * height > max_pixels:
-                return _too_large(f"{width}x{height} pixels", max_pixels)
+                return _too_large(f"{width} x {height} pixels", max_pixels)
             if image.format not in _ACCEPTED_PIL_FORMATS:
                 return f"format {image.format} is not one of {', '.join(TF_IMAGE_FORMATS)}"
+            if image.format == "BMP" and image.mode in _UNDECODABLE_BMP_MODES:
+                return (
+                    f"{_UNDECODABLE_BMP_MODES[image.mode]} BMP, which TensorFlow cannot decode "
+                    "into pixel values; convert it to PNG"
+                )
             image.load()
-    except Image.DecompressionBombError as err:
-        return _too_large(f"more than {2 * max_pixels} pixels", max_pixels)
     except UnidentifiedImageError:
         return f"not an image in a format TensorFlow decodes ({', '.join(TF_IMAGE_FORMATS)})"
     except (OSError, SyntaxError, ValueError, EOFError) as err:

@@ -10,7 +10,7 @@ values by quota: the largest-remainder share of its subjects for every group of 
 attribute, after the weights of ``underrepresented`` gaps on that split are applied. The
 attributes are shuffled independently, so the groups of different attributes are close to
 independent. Emotions cycle through ``labels.EMOTIONS`` along each split's subjects, so every
-split holds each emotion to within one image and a subject with up to 7 images shows each
+split contains each emotion to within one image and a subject with up to 7 images shows each
 emotion at most once.
 """
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import keras
@@ -19,6 +20,18 @@ from fer_fairness.io import write_json_atomic
 from fer_fairness.reports.plots import confusion_matrix_image
 
 logger = logging.getLogger(__name__)
+_SUMMARY_LOGGER = logging.getLogger("fer_fairness.fairness.summary")
+
+
+@contextlib.contextmanager
+def _raised_level(target: logging.Logger, level: int = logging.ERROR) -> Iterator[None]:
+    """Drop ``target``'s records below ``level`` inside the block."""
+    previous = target.level
+    target.setLevel(level)
+    try:
+        yield
+    finally:
+        target.setLevel(previous)
 
 FAIRNESS_FOLDER = "fairness"
 # Scalars written to TensorBoard under "fairness/<name>" when defined.
@@ -206,15 +219,19 @@ class FairnessReport(keras.callbacks.Callback):
         y_pred = probabilities.argmax(axis=1)
         features = {name: values for name, values in self._labels.items() if name in ATTRIBUTES}
         heads = {name: outputs[name].argmax(axis=1) for name in features if name in outputs}
-        metrics = evaluate_predictions(
-            self._labels["emotion"],
-            y_pred,
-            probabilities=probabilities,
-            sensitive_features=features,
-            attribute_predictions=heads,
-            subject_ids=self._subject_ids,
-            config=self.config,
-        )
+        # Undefined ratios and empty groups rarely change between epochs, so only the first
+        # evaluation of a fit logs its warnings; every epoch's JSON file still records them.
+        quiet = _raised_level(_SUMMARY_LOGGER) if self.evaluations else contextlib.nullcontext()
+        with quiet:
+            metrics = evaluate_predictions(
+                self._labels["emotion"],
+                y_pred,
+                probabilities=probabilities,
+                sensitive_features=features,
+                attribute_predictions=heads,
+                subject_ids=self._subject_ids,
+                config=self.config,
+            )
         metrics = {"epoch": epoch, **metrics}
         write_json_atomic(self._output_dir / FAIRNESS_FOLDER / f"epoch_{epoch:03d}.json", metrics)
         self.evaluations.append(metrics)

@@ -295,6 +295,28 @@ def evaluate_predictions(
     return result
 
 
+def prepare_inputs(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    *,
+    sensitive_features: Mapping[str, np.ndarray],
+    config: FairnessConfig = FairnessConfig(),
+) -> PreparedInputs:
+    """Validate emotion predictions and encode them for ``estimates.compute_statistics``.
+
+    ``evaluate_predictions`` uses the same encoding, so statistics computed from it with other
+    weights, such as a bootstrap shared by several models, follow the formulas of
+    ``metrics.json``. The arguments are those of ``evaluate_predictions``; without
+    probabilities, the calibration error is left out.
+
+    Raises:
+        ValueError: naming the argument and the expected form when an input is invalid.
+    """
+    y_true, y_pred = _validate_emotions(y_true, y_pred)
+    features = groups.validate_sensitive_features(sensitive_features, n=y_true.shape[0])
+    return _prepare(y_true, y_pred, None, features, {}, config)
+
+
 def _config_dict(config: FairnessConfig) -> dict:
     values = dataclasses.asdict(config)
     values["intersections"] = [list(pair) for pair in config.intersections]

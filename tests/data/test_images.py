@@ -125,6 +125,23 @@ def test_check_image_files_unsupported_format(tmp_path, image_format) -> None:
     assert reason.startswith("not an image in a format TensorFlow decodes")
 
 
+@pytest.mark.parametrize(("mode", "kind"), [("1", "1-bit"), ("P", "palette")])
+def test_check_image_files_rejects_bmp_tensorflow_misreads(tmp_path, mode, kind) -> None:
+    path = _save(tmp_path / "face.bmp", _noise("RGB").convert(mode), "BMP")
+
+    reason = dict(check_image_files([_record(path)]).invalid)[str(path)]
+
+    assert reason.startswith(f"{kind} BMP, which TensorFlow cannot decode")
+
+
+def test_check_image_files_bomb_message_names_size(tmp_path) -> None:
+    path = _png_header_only(tmp_path / "bomb.png", 50_000, 50_000)
+
+    reason = check_image_files([_record(path)]).invalid[0][1]
+
+    assert "50000 x 50000 pixels" in reason
+
+
 def test_check_image_files_missing_file(tmp_path) -> None:
     path = tmp_path / "gone.jpg"
 
@@ -145,7 +162,7 @@ def test_check_image_files_bomb_rejected_from_header(tmp_path) -> None:
 
 @pytest.mark.parametrize(("width", "height"), [(11, 11), (40, 40)])
 def test_check_image_files_above_max_pixels(tmp_path, width, height) -> None:
-    """11x11 is above max_pixels and 40x40 above twice it, where Pillow raises itself."""
+    """11x11 is just above max_pixels and 40x40 far above it."""
     path = _save(tmp_path / "big.png", _noise("RGB", (height, width)), "PNG")
 
     reason = check_image_files([_record(path)], max_pixels=100).invalid[0][1]

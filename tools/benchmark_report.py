@@ -1,0 +1,154 @@
+"""Turn the results of ``tools/benchmark.py`` into the "Training throughput" Markdown section."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+SECTION_TITLE = "## Training throughput"
+# Targets: bfloat16 phase 2 at least 1.6 times float32, float32 phase 2 at 90% or more of the
+# float32 matrix rate, cached phase 1 at least 10 times faster, bfloat16 accuracy within 1 pp.
+BFLOAT16_SPEEDUP_TARGET = 1.6
+MATMUL_FRACTION_TARGET = 0.9
+CACHE_SPEEDUP_TARGET = 10.0
+ACCURACY_TARGET_PP = 1.0
+
+
+def _check(met: bool) -> str:
+    return "met" if met else "**not met**"
+
+
+def table(results: dict) -> str:
+    """Return the Markdown table of one benchmark run."""
+    matmul = results["matmul_gflops"]
+    flops = results["flops_per_image"]
+    rows = [
+        "| measurement | float32 | mixed_bfloat16 |",
+        "| --- | ---: | ---: |",
+        f"| matrix multiply, {2048}x{2048} (GFLOP/s) | {matmul['float32']:.0f} | "
+        f"{matmul['mixed_bfloat16']:.0f} |",
+    ]
+    for phase, label in (("heads", "phase 1, trunk frozen"), ("finetune", "phase 2, full")):
+        cells = [results["training"][f"{phase}/{policy}"] for policy in ("float32", "mixed_bfloat16")]
+        rows.append(f"| {label}, batch 64 (images/s) | {cells[0]['images_per_s']:.1f} | "
+                    f"{cells[1]['images_per_s']:.1f} |")
+        rows.append(
+            f"| {label}: GFLOP/s at {flops[phase] / 1e9:.2f} GFLOP/image (fraction of matrix "
+            f"rate) | {cells[0]['gflops']:.0f} ({cells[0]['fraction_of_matmul']:.0%}) | "
+            f"{cells[1]['gflops']:.0f} ({cells[1]['fraction_of_matmul']:.0%}) |"
+        )
+    inference = results["inference"]
+    rows.append(f"| inference, batch 1, compiled call (ms, median) | "
+                f"{inference['float32']['batch1_ms']:.1f} | "
+                f"{inference['mixed_bfloat16']['batch1_ms']:.1f} |")
+    rows.append(f"| inference, batch 64 (images/s) | "
+                f"{inference['float32']['batch64_images_per_s']:.0f} | "
+                f"{inference['mixed_bfloat16']['batch64_images_per_s']:.0f} |")
+    return "\n".join(rows)
+
+
+def targets(results: dict) -> str:
+    """Return the Markdown list of the targets, each with its measured value."""
+    training = results["training"]
+    bf16_speedup = (training["finetune/mixed_bfloat16"]["images_per_s"]
+                    / training["finetune/float32"]["images_per_s"])
+    fraction = training["finetune/float32"]["fraction_of_matmul"]
+    cached = results["cached_phase_one"]
+    accuracy = results["precision_accuracy"]
+    worst = max(abs(value) for value in accuracy["difference_pp"])
+    lines = [
+        f"- bfloat16 phase 2 / float32 phase 2: {bf16_speedup:.2f}x (target at least "
+        f"{BFLOAT16_SPEEDUP_TARGET}x): {_check(bf16_speedup >= BFLOAT16_SPEEDUP_TARGET)}.",
+        f"- float32 phase 2 at {fraction:.0%} of the float32 matrix rate (target at least "
+        f"{MATMUL_FRACTION_TARGET:.0%}): {_check(fraction >= MATMUL_FRACTION_TARGET)}.",
+        f"- cached phase 1: {cached['uncached_s']:.1f} s uncached, {cached['cached_s']:.1f} s "
+        f"cached, {cached['speedup']:.1f}x at {cached['heads_epochs']} epochs (target at least "
+        f"{CACHE_SPEEDUP_TARGET:.0f}x): {_check(cached['speedup'] >= CACHE_SPEEDUP_TARGET)}.",
+        f"- test emotion accuracy, bfloat16 minus float32: "
+        f"{', '.join(f'{value:+.1f}' for value in accuracy['difference_pp'])} pp for seeds "
+        f"{', '.join(map(str, accuracy['seeds']))} (mean {accuracy['mean_difference_pp']:+.1f} "
+        f"pp; target within {ACCURACY_TARGET_PP:.0f} pp): "
+        f"{_check(worst <= ACCURACY_TARGET_PP)}.",
+    ]
+    return "\n".join(lines)
+
+
+def section(results: dict) -> str:
+    """Return the whole "Training throughput" section, title included."""
+    machine = results["machine"]
+    cached = results["cached_phase_one"]
+    accuracy = results["precision_accuracy"]
+    pipeline = results["input_pipeline"]
+    flops = results["flops_per_image"]
+    return f"""{SECTION_TITLE}
+
+`tools/benchmark.py` measures, in one process, the matrix-multiply rates, the training and
+inference speed of the FER+ replica (the emotion-ferplus-8 graph with random weights; the speed
+does not depend on the weights), the input pipeline, the cached phase 1 and the accuracy cost
+of bfloat16. Its docstring describes each measurement. The full results are in
+`docs/benchmarks.json`.
+
+Command, from the repository root (about {results['seconds'] / 60:.0f} minutes):
+
+```
+{results['command']}
+```
+
+Machine: {machine['cpu']} ({machine['hypervisor']} guest), {machine['logical_cpus']} logical
+CPUs, bfloat16 instructions: {'yes' if machine['bfloat16_instructions'] else 'no'}; Python
+{machine['python']}, TensorFlow {machine['tensorflow']}, Keras {machine['keras']}. Load average
+(1, 5, 15 min) {results['load_average_start']} at the start and {results['load_average_end']}
+at the end; the machine is shared with other jobs. Peak resident memory
+{results['peak_rss_mib']:.0f} MiB ({results['peak_rss_mib_after_model_speeds']:.0f} MiB after
+the model measurements).
+
+{table(results)}
+
+FLOPs per image: {flops['forward'] / 1e9:.3f} GFLOP for one forward pass of the trunk, counted
+from the layer shapes (the TensorFlow profiler counts {flops['forward_tf_profiler'] / 1e9:.3f}
+GFLOP, which adds the bias additions). Phase 1 costs one forward pass per image, and a phase-2
+training step costs three (forward, gradients of the activations, gradients of the weights):
+{flops['finetune'] / 1e9:.2f} GFLOP.
+
+Input pipeline (`make_dataset`, London faces x{cached['images'] // 204}, batch 64):
+{pipeline['decode']:,.0f} images/s on the decoding pass, {pipeline['cached']:,.0f} images/s
+from the cache.
+
+Cached phase 1: `fer-fairness train --phase heads` through `fer_fairness.workflow.train` on
+{cached['images']} London faces (x{cached['images'] // 204} copies: {cached['train_images']} training and
+{cached['validation_images']} validation images), FER+ replica trunk, batch {cached['batch_size']},
+{cached['heads_epochs']} epochs (the default), precision {cached['precision']}, with
+`cache_features` `off` and `memory`. The time covers the whole phase, including computing the
+features and the validation passes. Without the cache, every epoch runs the trunk over the
+training images once and over the validation images twice (Keras's validation pass and the
+fairness callback). With the cache, the trunk runs once per image. So the speed-up cannot
+exceed the ratio of trunk passes, {cached['trunk_pass_ratio']:.1f} here, and it grows with the
+epoch count: about 2 times the epoch count minus a share for the validation split.
+
+bfloat16 accuracy: `fer_fairness.workflow.train` on the 204 London faces with the pretrained
+mini-Xception trunk ({accuracy['trunk']}), {accuracy['heads_epochs']} phase-1 and
+{accuracy['finetune_epochs']} phase-2 epochs, batch 32, float32 against mixed_bfloat16.
+Test-split emotion accuracy per seed: float32 {_percent(accuracy['accuracy']['float32'])},
+mixed_bfloat16 {_percent(accuracy['accuracy']['mixed_bfloat16'])}. The test split holds about
+40 faces, so one face is about 2.4 percentage points.
+
+Targets:
+
+{targets(results)}
+"""
+
+
+def _percent(values) -> str:
+    return ", ".join(f"{100 * value:.1f}%" for value in values)
+
+
+def write_section(path: Path, results: dict) -> None:
+    """Replace the "Training throughput" section of ``path``, or append it."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
+    new_section = section(results)
+    pattern = re.compile(rf"^{re.escape(SECTION_TITLE)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: new_section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + new_section
+    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
