@@ -234,3 +234,65 @@ def test_pipeline_with_ids_follow_shuffle(face_file):
                            with_ids=True)
     ids = [value.decode() for value in next(iter(dataset))[3].numpy()]
     assert sorted(ids) == sorted(record.example_id for record in records)
+
+
+def _single_attribute_records(face_file: str, attribute: str, counts: list[int]):
+    records = []
+    for group, size in enumerate(counts):
+        for index in range(size):
+            labels = {"gender": group} if attribute == "gender" else {"age_group": group}
+            records.append(FaceRecord(face_file, f"{attribute}{group}_{index}", emotion=0,
+                                      split="train", **labels))
+    return records
+
+
+SHARE_CASES = [
+    ("gender", [900, 100], "uniform", None, [0.5, 0.5]),
+    ("gender", [900, 100], "given", {"male": 3.0, "female": 1.0}, [0.75, 0.25]),
+    ("age", [500, 300, 150, 40, 10], "uniform", None, [0.2] * 5),
+    ("age", [500, 300, 150, 40, 10], "inverse_frequency", None,
+     list(np.array([1 / 500, 1 / 300, 1 / 150, 1 / 40, 1 / 10]) /
+          sum([1 / 500, 1 / 300, 1 / 150, 1 / 40, 1 / 10]))),
+]
+
+
+@pytest.mark.parametrize(("attribute", "counts", "sampling", "weights", "shares"), SHARE_CASES)
+def test_balanced_shares_within_3_points(face_file, attribute, counts, sampling, weights, shares):
+    records = _single_attribute_records(face_file, attribute, counts)
+    balanced = make_balanced_dataset(records, heads=("emotion",), batch_size=100,
+                                     group_by=(attribute,), sampling=sampling,
+                                     group_weights=weights, seed=3, with_ids=True)
+    drawn = [example_id.split("_")[0] for example_id in _drawn_ids(balanced, 40)]
+    assert len(drawn) == 4000
+    for group, share in enumerate(shares):
+        observed = drawn.count(f"{attribute}{group}") / len(drawn)
+        assert abs(observed - share) <= 0.03, (group, observed, share)
+
+
+def test_balanced_smallest_group_appears_to_the_end(face_file):
+    records = _single_attribute_records(face_file, "age", [500, 300, 150, 40, 10])
+    balanced = make_balanced_dataset(records, heads=("emotion",), batch_size=100,
+                                     group_by=("age",), sampling="uniform", seed=3,
+                                     with_ids=True)
+    drawn = [example_id.split("_")[0] for example_id in _drawn_ids(balanced, 40)]
+    for start in range(0, 4000, 400):
+        assert "age4" in drawn[start:start + 400], start
+
+
+def test_balanced_dataset_fit_two_epochs_ends(face_file):
+    import keras
+
+    records = _single_attribute_records(face_file, "gender", [90, 10])
+    balanced = make_balanced_dataset(records, heads=("emotion", "gender"), batch_size=16,
+                                     group_by=("gender",), sampling="uniform", seed=0)
+    inputs = keras.Input((64, 64, 1), name="image")
+    features = keras.layers.Flatten()(keras.layers.AveragePooling2D(16)(inputs))
+    outputs = {name: keras.layers.Dense(size, name=name)(features)
+               for name, size in (("emotion", 7), ("gender", 2))}
+    model = keras.Model(inputs, outputs)
+    model.compile("sgd", loss={name: keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+                               for name in outputs})
+    history = model.fit(balanced.dataset, epochs=2, steps_per_epoch=balanced.steps_per_epoch,
+                        verbose=0)
+    assert len(history.epoch) == 2
+    assert balanced.steps_per_epoch == 7
