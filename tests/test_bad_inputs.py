@@ -1,16 +1,20 @@
 """Every kind of hostile or broken input, through the command line, in one table.
 
-Each case runs a real ``fer-fairness`` command on a file built here and checks three things:
-the exit status, an error message that names the file and the problem, and that the run
-folder written before is unchanged and no new run folder appeared.
+Each case runs a real ``fer-fairness`` command on a file built here. The test checks the exit
+status and an error message that names the file and the problem. It also checks that the run
+folder written before is unchanged, that no new run folder appeared, and that a failed
+download left nothing in the model cache.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import os
 import shutil
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -101,67 +105,75 @@ def _truncated_copy(source: Path, folder: Path, name: str) -> Path:
     return path
 
 
-def _case_bomb(root, faces):
+def _case_bomb(root, faces, served_url):
     return ["--data", str(faces)], [_bomb(faces), "50000 x 50000"]
 
 
-def _case_symlink(root, faces):
+def _case_symlink(root, faces, served_url):
     return ["--data", str(faces)], [_symlink_outside(faces), "outside"]
 
 
-def _case_non_utf8(root, faces):
+def _case_non_utf8(root, faces, served_url):
     _append_bytes(faces, b"images/001_neutral.jpg,001,n\xe9utral,female,30\n")
     return ["--data", str(faces)], [BAD_LINE, "UTF-8"]
 
 
-def _case_missing_field(root, faces):
+def _case_missing_field(root, faces, served_url):
     _append_bytes(faces, b"images/001_neutral.jpg,011\n")
     return ["--data", str(faces)], [BAD_LINE]
 
 
-def _case_extra_field(root, faces):
+def _case_extra_field(root, faces, served_url):
     _append_bytes(faces, b"images/001_neutral.jpg,001,neutral,female,30,extra\n")
     return ["--data", str(faces)], [BAD_LINE]
 
 
-def _case_absolute_path(root, faces):
+def _case_absolute_path(root, faces, served_url):
     _append_bytes(faces, b"/etc/passwd,011,neutral,female,30\n")
     return ["--data", str(faces)], [BAD_LINE, "/etc/passwd"]
 
 
-def _case_parent_path(root, faces):
+def _case_parent_path(root, faces, served_url):
     _append_bytes(faces, b"../outside.jpg,011,neutral,female,30\n")
     return ["--data", str(faces)], [BAD_LINE, "../outside.jpg"]
 
 
-def _case_unknown_emotion(root, faces):
+def _case_unknown_emotion(root, faces, served_url):
     _append_bytes(faces, b"images/001_neutral.jpg,001,bored,female,30\n")
     return ["--data", str(faces)], [BAD_LINE, "bored"]
 
 
-def _case_truncated_onnx(root, faces):
+def _case_truncated_onnx(root, faces, served_url):
     trunk = _truncated_copy(MINI_XCEPTION, root, "truncated.onnx")
     return ["--data", str(faces), "--trunk", str(trunk)], ["truncated.onnx"]
 
 
-def _case_garbage_onnx(root, faces):
+def _case_garbage_onnx(root, faces, served_url):
     trunk = root / "garbage.onnx"
     trunk.write_bytes(b"this is not a protobuf" * 10)
     return ["--data", str(faces), "--trunk", str(trunk)], ["garbage.onnx"]
 
 
-def _case_truncated_keras(root, faces):
+def _case_truncated_keras(root, faces, served_url):
     trunk = root / "trunk.keras"
     trunk.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
     return ["--data", str(faces), "--trunk", str(trunk)], ["trunk.keras"]
 
 
-def _case_external_data(root, faces):
+def _case_external_data(root, faces, served_url):
     folder = root / "model"
     folder.mkdir()
     (root / "secret.bin").write_bytes(b"\x00" * 4)
     trunk = _external_data_onnx(folder)
     return ["--data", str(faces), "--trunk", str(trunk)], ["outside the model folder"]
+
+
+def _case_wrong_checksum(root, faces, served_url):
+    cache = root / "cache"
+    cache.mkdir()
+    arguments = ["fetch-model", "ferplus", "--cache-dir", str(cache), "--timeout", "5",
+                 "--url", f"{served_url}/emotion-ferplus-8.onnx"]
+    return arguments, ["could not download", "--trunk PATH"]
 
 
 CASES = {
@@ -177,7 +189,27 @@ CASES = {
     "non-ONNX trunk file": _case_garbage_onnx,
     "truncated .keras trunk": _case_truncated_keras,
     "ONNX external data outside its folder": _case_external_data,
+    "downloaded model with a wrong checksum": _case_wrong_checksum,
 }
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class.
+        pass
+
+
+@pytest.fixture(scope="module")
+def served_url(tmp_path_factory):
+    """A loopback HTTP server whose emotion-ferplus-8.onnx has the wrong content."""
+    folder = tmp_path_factory.mktemp("served")
+    (folder / "emotion-ferplus-8.onnx").write_bytes(b"not the FER+ model")
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -189,7 +221,8 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
-def test_bad_input_is_reported_and_nothing_changes(case, tmp_path, london_faces_dir, capsys):
+def test_bad_input_is_reported_and_nothing_changes(case, tmp_path, london_faces_dir, served_url,
+                                                   capsys):
     faces = _faces_folder(tmp_path, london_faces_dir)
     runs = tmp_path / "runs"
     previous = runs / "previous"
@@ -197,9 +230,12 @@ def test_bad_input_is_reported_and_nothing_changes(case, tmp_path, london_faces_
     (previous / "metrics.json").write_text('{"overall_accuracy": 0.5}\n', encoding="utf-8")
     (previous / "model.keras").write_bytes(b"earlier model")
     before = _digest(runs)
-    arguments, expected = CASES[case](tmp_path, faces)
-    command = ["train", "--trunk", str(MINI_XCEPTION), *arguments,
-               "--output", str(runs), "--name", "previous"]
+    arguments, expected = CASES[case](tmp_path, faces, served_url)
+    if arguments[0] == "fetch-model":
+        command = arguments
+    else:
+        command = ["train", "--trunk", str(MINI_XCEPTION), *arguments,
+                   "--output", str(runs), "--name", "previous"]
     status = cli.main(command)
     error = capsys.readouterr().err
     assert status == 2, error
@@ -207,3 +243,6 @@ def test_bad_input_is_reported_and_nothing_changes(case, tmp_path, london_faces_
         assert text in error, f"{text!r} missing from: {error}"
     assert _digest(runs) == before
     assert sorted(path.name for path in runs.iterdir()) == ["previous"]
+    # A download that failed its checksum leaves nothing in the cache.
+    cache = tmp_path / "cache"
+    assert not cache.exists() or list(cache.iterdir()) == []
