@@ -215,7 +215,13 @@ def _resolve_train_config(args: argparse.Namespace):
         changes["training.loss_weights"] = {**base.training.loss_weights, **args.loss_weights}
     resolved = config_lib.override(base, changes)
     if not resolved.data.path:
-        resolved = config_lib.override(resolved, {"data.path": _default_data_path()})
+        from fer_fairness.runs import default_run_name
+
+        # The synthetic folder is named by a hash, so the run gets a readable name instead.
+        name = resolved.name or default_run_name("synthetic")
+        resolved = config_lib.override(
+            resolved, {"data.path": _default_data_path(), "name": name}
+        )
     # config.json keeps absolute paths, so evaluate and resume work from any folder.
     resolved = config_lib.override(
         resolved, {"data.path": str(Path(resolved.data.path).resolve())}
