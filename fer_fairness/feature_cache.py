@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 CACHE_FOLDER = "feature_cache"
 HEADS_MODEL_NAME = "fer_heads"
 FEATURES_INPUT = "features"
+# Images per trunk call when computing features, at least. Larger batches use the matrix units
+# better, and in inference mode the features do not depend on the batch.
+MIN_FEATURE_BATCH = 256
 
 
 def resolve_cache_mode(config: RunConfig) -> str:
@@ -230,7 +233,7 @@ def prepare_phase_one(
         split: compute_features(
             extractor,
             records,
-            batch_size=batch_size,
+            batch_size=max(batch_size, MIN_FEATURE_BATCH),
             image_size=config.data.image_size,
             path=run_dir / CACHE_FOLDER / f"{split}.npy" if mode == "disk" else None,
         )

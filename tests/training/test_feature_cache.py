@@ -58,7 +58,10 @@ def _cached_datasets(extractor, records):
 
 
 def _head_weights(layers):
-    return {name: [np.array(weight) for weight in layer.get_weights()] for name, layer in layers.items()}
+    return {
+        name: [np.array(weight) for weight in layer.get_weights()]
+        for name, layer in layers.items()
+    }
 
 
 def test_cached_phase_one_matches_uncached_weights(ferplus_trunk, london_records):
