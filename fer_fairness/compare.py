@@ -22,14 +22,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fer_fairness import config as config_lib
 from fer_fairness.comparison_stats import encode_seed, read_predictions, summarize_comparison
-from fer_fairness.config import ConfigError, RunConfig
+from fer_fairness.config import ConfigError, RunConfig, read_toml
 from fer_fairness.io import read_json
 
 logger = logging.getLogger(__name__)
@@ -168,13 +167,7 @@ def load_compare_config(path: str | Path) -> CompareConfig:
         ConfigError: on invalid TOML or an invalid value, naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"configuration file {path} not found")
-    try:
-        with path.open("rb") as file:
-            values = tomllib.load(file)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: invalid TOML: {error}") from error
+    values = read_toml(path)
     try:
         return compare_config_from_dict(values)
     except ConfigError as error:

@@ -345,6 +345,24 @@ def config_from_dict(values: Mapping[str, Any]) -> RunConfig:
     return RunConfig(**sections, **rest)
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file into dicts.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ConfigError: on a TOML syntax error or bytes that are not UTF-8, naming the file.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"configuration file {path} not found")
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text ({error}); save the file as UTF-8") from error
+
+
 def load_config(path: str | Path) -> RunConfig:
     """Load a TOML configuration file.
 
@@ -353,15 +371,7 @@ def load_config(path: str | Path) -> RunConfig:
         ConfigError: on a TOML syntax error or an invalid value, naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"configuration file {path} not found")
-    try:
-        with path.open("rb") as file:
-            values = tomllib.load(file)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: invalid TOML: {error}") from error
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not UTF-8 text ({error}); save the file as UTF-8") from error
+    values = read_toml(path)
     try:
         return config_from_dict(values)
     except ConfigError as error:
