@@ -233,12 +233,12 @@ def _run_train(args: argparse.Namespace) -> int:
     from fer_fairness.workflow import resume, train
 
     if args.resume:
-        given = [f"--{flag.replace('_', '-')}" for flag in (*TRAIN_OVERRIDES, "config", "from_run")
-                 if getattr(args, flag) is not None]
-        if given or args.smoke or args.overwrite or args.phase != "all":
+        extra_flags = [f"--{flag.replace('_', '-')}" for flag in (*TRAIN_OVERRIDES, "config", "from_run")
+                       if getattr(args, flag) is not None]
+        if extra_flags or args.smoke or args.overwrite or args.phase != "all":
             raise CommandError(
                 f"--resume uses the run's own config.json; drop the other flags "
-                f"({', '.join(given) or '--phase, --smoke or --overwrite'})"
+                f"({', '.join(extra_flags) or '--phase, --smoke or --overwrite'})"
             )
         result = resume(args.resume)
     else:

@@ -69,7 +69,7 @@ def _require_positive_float(field: str, value: float) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the faces come from and how they are split.
+    """Data source and split settings.
 
     Args:
         path: Data folder: a RAF-DB ``basic`` folder (or its parent) or a folder with

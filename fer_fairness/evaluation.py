@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -12,7 +13,10 @@ import pandas as pd
 from fer_fairness.data.pipeline import label_arrays, make_dataset
 from fer_fairness.data.records import FaceRecord
 from fer_fairness.fairness.metrics import FairnessConfig, evaluate_predictions
+from fer_fairness.io import write_json_atomic, write_text_atomic
 from fer_fairness.labels import ATTRIBUTES, EMOTIONS
+from fer_fairness.reports.html import write_report
+from fer_fairness.reports.plots import write_plots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,3 +101,22 @@ def compute_metrics(predictions: Predictions, *, config: FairnessConfig) -> dict
         subject_ids=subject_ids.astype(str) if has_subjects else None,
         config=config,
     )
+
+
+def write_evaluation(
+    output_dir: Path,
+    records: Sequence[FaceRecord],
+    predictions: Predictions,
+    metrics: dict,
+) -> None:
+    """Write ``predictions.csv``, ``metrics.json``, ``plots/`` and ``report.html``."""
+    table = predictions_table(records, predictions)
+    write_text_atomic(output_dir / "predictions.csv", table.to_csv(index=False))
+    write_json_atomic(output_dir / "metrics.json", metrics)
+    write_plots(
+        output_dir,
+        metrics=metrics,
+        y_true=predictions.labels["emotion"],
+        y_pred=predictions.predicted("emotion"),
+    )
+    write_report(output_dir)

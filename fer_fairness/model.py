@@ -72,7 +72,7 @@ def load_keras_file(path: str | Path) -> keras.Model:
     Raises:
         FileNotFoundError: if ``path`` does not exist.
         ValueError: naming the file, if it is truncated, not a ``.keras`` zip archive, or
-            holds code that safe mode rejects.
+            contains code that safe mode rejects.
     """
     path = Path(path)
     if not path.is_file():

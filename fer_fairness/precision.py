@@ -62,7 +62,7 @@ def resolve_precision(
 
     Args:
         requested: One of ``PRECISIONS``; ``auto`` is resolved as the module docstring describes.
-        has_gpu: Whether a GPU is used; None asks TensorFlow.
+        has_gpu: Whether a GPU is used; None queries TensorFlow.
         cpuinfo: The file whose ``flags`` lines tell bfloat16 support.
 
     Raises:

@@ -24,6 +24,7 @@ from fer_fairness.export import (
     read_saved_model_labels,
     serving_outputs,
 )
+from fer_fairness.model import load_keras_file
 
 
 class Predictor(Protocol):
@@ -107,7 +108,7 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
     """Load a run folder (its ``model.keras``), a SavedModel folder or an ``.onnx`` file.
 
     Raises:
-        FileNotFoundError: if ``path`` is none of these, naming the files looked for.
+        FileNotFoundError: if ``path`` is not one of these, naming the files it looked for.
     """
     path = Path(path)
     if path.is_file() and path.suffix == ".onnx":

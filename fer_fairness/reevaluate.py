@@ -1,6 +1,6 @@
 """Re-evaluate a saved run on any supported data: metrics.json, plots and report.html.
 
-Evaluation reads only what a run folder holds (``config.json`` and ``model.keras``) and a data
+Evaluation reads only what a run folder contains (``config.json`` and ``model.keras``) and a data
 set, so it never depends on the trainer's state. Evaluating the run's own data and test split
 rewrites the run folder's files. Any other data or split goes into
 ``RUN_DIR/evaluations/<data folder>-<split>/``, so the run's own results are never replaced.
@@ -13,15 +13,11 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-import keras
 
-from fer_fairness import config as config_lib
 from fer_fairness.data.prepare import prepare_splits
-from fer_fairness.evaluation import compute_metrics, predict_records
+from fer_fairness.evaluation import compute_metrics, predict_records, write_evaluation
 from fer_fairness.export import load_run_model
 from fer_fairness.io import write_json_atomic
-from fer_fairness.reports.html import write_report
-from fer_fairness.reports.plots import write_plots
 from fer_fairness.runs import load_run_config
 
 logger = logging.getLogger(__name__)
@@ -32,7 +28,7 @@ EVALUATION_SPLITS: tuple[str, ...] = ("train", "validation", "test", "all")
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationResult:
-    """Where an evaluation wrote its files, and the metrics it computed.
+    """Output folder and metrics of one evaluation.
 
     Attributes:
         output_dir: Folder holding ``metrics.json``, ``plots/`` and ``report.html``.
@@ -94,14 +90,7 @@ def evaluate_run(
         model, records, batch_size=config.training.batch_size, image_size=data_config.image_size
     )
     metrics = compute_metrics(predictions, config=config.evaluation)
-    write_json_atomic(output_dir / "metrics.json", metrics)
-    write_plots(
-        output_dir,
-        metrics=metrics,
-        y_true=predictions.labels["emotion"],
-        y_pred=predictions.predicted("emotion"),
-    )
-    write_report(output_dir)
+    write_evaluation(output_dir, records, predictions, metrics)
     logger.info("evaluated %d images of %s (%s) into %s", len(records), data_config.path, split,
                 output_dir)
     return EvaluationResult(output_dir, metrics, len(records))

@@ -204,7 +204,7 @@ def write_history(run_dir: Path) -> None:
     """Merge the per-phase ``history_<phase>.csv`` files into ``history.csv``.
 
     A resumed run appends to the phase's file, so an epoch that was logged just before an
-    interruption may appear twice; the last row of each epoch wins.
+    interruption may appear twice. The last row of each epoch wins.
     """
     frames = []
     for phase in PHASE_NAMES:

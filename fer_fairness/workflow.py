@@ -17,7 +17,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 import tensorflow as tf
 
 from fer_fairness import distribute, feature_cache, precision, selection, training
@@ -27,12 +26,10 @@ from fer_fairness.data.balance import make_balanced_dataset
 from fer_fairness.data.pipeline import label_arrays, make_dataset
 from fer_fairness.data.prepare import PreparedData, prepare_splits
 from fer_fairness.data.records import FaceRecord
-from fer_fairness.evaluation import compute_metrics, predict_records, predictions_table
+from fer_fairness.evaluation import compute_metrics, predict_records, write_evaluation
 from fer_fairness.export import export_saved_model
 from fer_fairness.fairness.callback import FairnessReport
-from fer_fairness.io import atomic_path, read_json, write_json_atomic, write_text_atomic
-from fer_fairness.reports.html import write_report
-from fer_fairness.reports.plots import write_plots
+from fer_fairness.io import atomic_path, read_json, write_json_atomic
 from fer_fairness.runs import (
     backup_epoch,
     check_data_unchanged,
@@ -254,10 +251,7 @@ def _train_in(
         model, test_records, batch_size=config.training.batch_size, image_size=config.data.image_size
     )
     metrics = compute_metrics(predictions, config=fairness_config)
-    table = predictions_table(test_records, predictions)
-    write_text_atomic(run_dir / "predictions.csv", table.to_csv(index=False))
-    write_json_atomic(run_dir / "metrics.json", metrics)
-    _write_report(run_dir, metrics, predictions)
+    write_evaluation(run_dir, test_records, predictions, metrics)
     logger.info(
         "test emotion accuracy %.3f (zero-shot %.3f)",
         metrics["overall_accuracy"],
@@ -401,13 +395,3 @@ def _zero_shot_metrics(run_dir: Path, model, records: list[FaceRecord], config: 
 def _save_model(model: keras.Model, run_dir: Path) -> None:
     with atomic_path(run_dir / "model.keras") as temporary:
         model.save(temporary)
-
-
-def _write_report(run_dir: Path, metrics: dict, predictions) -> None:
-    write_plots(
-        run_dir,
-        metrics=metrics,
-        y_true=predictions.labels["emotion"],
-        y_pred=predictions.predicted("emotion"),
-    )
-    write_report(run_dir)

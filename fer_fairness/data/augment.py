@@ -107,11 +107,11 @@ def plan_copies(
     target = target_count or max(len(indexes) for indexes in members.values())
     copies = [0] * len(records)
     for name, indexes in sorted(members.items()):
-        wanted = min(target, int(np.floor(len(indexes) * max_factor))) - len(indexes)
-        if wanted <= 0:
+        missing_copies = min(target, int(np.floor(len(indexes) * max_factor))) - len(indexes)
+        if missing_copies <= 0:
             continue
         order = np.random.default_rng([seed, *_hash_words(name)]).permutation(len(indexes))
-        base, extra = divmod(wanted, len(indexes))
+        base, extra = divmod(missing_copies, len(indexes))
         for rank, position in enumerate(order):
             copies[indexes[position]] = base + (1 if rank < extra else 0)
     return copies

@@ -1,4 +1,4 @@
-"""Which faces the synthetic data set holds: subjects, splits, labels and planted gaps.
+"""The faces the synthetic data set contains: subjects, splits, labels and planted gaps.
 
 ``plan_images`` decides everything except the pixels, so the data set's labels, counts and
 planted effects are known before any face is drawn. Every random choice comes from its own

@@ -220,7 +220,7 @@ class FairnessReport(keras.callbacks.Callback):
         features = {name: values for name, values in self._labels.items() if name in ATTRIBUTES}
         heads = {name: outputs[name].argmax(axis=1) for name in features if name in outputs}
         # Undefined ratios and empty groups rarely change between epochs, so only the first
-        # evaluation of a fit logs its warnings; every epoch's JSON file still records them.
+        # evaluation of a fit logs its warnings. Every epoch's JSON file still records them.
         quiet = _raised_level(_SUMMARY_LOGGER) if self.evaluations else contextlib.nullcontext()
         with quiet:
             metrics = evaluate_predictions(

@@ -173,3 +173,19 @@ def test_export_cli_rejects_folder_without_model(capsys, tmp_path):
     status = cli.main(["export", str(tmp_path)])
     assert status == 2
     assert "model.keras not found" in capsys.readouterr().err
+
+
+def test_predict_keras_file_matches_run_folder(run_dir, london_paths):
+    from_folder = predict_images(load_predictor(run_dir), london_paths, batch_size=5)
+    from_file = predict_images(load_predictor(run_dir / "model.keras"), london_paths, batch_size=5)
+    for expected, actual in zip(from_folder.predictions, from_file.predictions, strict=True):
+        for head in HEADS:
+            np.testing.assert_allclose(actual.probabilities[head], expected.probabilities[head],
+                                       atol=1e-6, err_msg=head)
+
+
+def test_predict_truncated_keras_file_named(tmp_path):
+    path = tmp_path / "model.keras"
+    path.write_bytes(b"PK\x03\x04truncated")
+    with pytest.raises(ValueError, match="is not a valid .keras file"):
+        load_predictor(path)
